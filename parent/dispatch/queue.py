@@ -243,7 +243,8 @@ class DispatchQueue:
                     " FROM unnest($1::bigint[], $2::bigint[], $3::text[]) AS t(pk, rev, reason)"
                     " WHERE i.id = t.pk AND i.revision = t.rev",
                     *_columns(tally.gone, 3))
-            await self._complete_if_done(conn, work.notification_id)
+            if work.kind == "retry" or work.last_page:  # only these can finish the notification
+                await self._complete_if_done(conn, work.notification_id)
 
     async def release(self, work: Work, error: str, attempt_delay: float) -> None:
         """Give the work back untouched (the child did not answer), due again after a pause."""
@@ -263,6 +264,10 @@ class DispatchQueue:
 
     @staticmethod
     async def _complete_if_done(conn: Connection, notification_id: uuid.UUID) -> None:
+        # Lock first: two workers finishing two apps' deliveries at once must not each miss the
+        # other's uncommitted row. The lock comes after our own writes, so whichever commits
+        # second sees the first's work in its (new) statement snapshot.
+        await conn.execute("SELECT 1 FROM notifications WHERE id = $1 FOR UPDATE", notification_id)
         await conn.execute(
             "UPDATE notifications SET state = 'completed', completed_at = now()"
             " WHERE id = $1 AND state <> 'completed'"
