@@ -19,7 +19,7 @@ from pydantic import BaseModel
 
 from common.problem import NotFound, Problem, problem_middleware, read_model
 from common.wns import CONTENT_TYPE, MAX_PAYLOAD_BYTES, WNS_TYPE
-from common.wns_emulator.state import Channel, EmulatorState
+from common.wns_emulator.state import Channel, EmulatorState, ScriptedAnswer
 from common.wns_emulator.tls import TlsFiles
 from config.settings import EmulatedApp
 
@@ -132,6 +132,11 @@ async def _channel_post(request: web.Request) -> web.Response:
     if identity != channel.identity:
         return answer(_error(request, 403, "Channel URL incompatible with caller app", "dropped"),
                       identity)
+    scripted = state.next_scripted(channel)
+    if scripted is not None:
+        status = scripted.headers.get("X-WNS-Status")
+        headers = {**_wns_headers(request, status), **scripted.headers}
+        return answer(web.Response(status=scripted.status, headers=headers), identity)
     channel_state = state.channel_state(channel)
     if channel_state == "invalid":
         return answer(_error(request, 404, "The channel URI is not valid"), identity)
@@ -180,6 +185,11 @@ class _ChannelRef(BaseModel):
     latencySeconds: float | None = None
 
 
+class _Script(BaseModel):
+    channelUri: str
+    answers: list[ScriptedAnswer]
+
+
 class _NewChannel(BaseModel):
     app: str
 
@@ -222,6 +232,13 @@ async def _control_latency(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
+async def _control_script(request: web.Request) -> web.Response:
+    body = await read_model(request, _Script)
+    state = request.app[STATE]
+    state.scripts[_channel_of(state, body.channelUri).channel_id] = list(body.answers)
+    return web.Response(status=204)
+
+
 async def _control_received(request: web.Request) -> web.Response:
     records = request.app[STATE].received
     if channel := request.query.get("channel"):
@@ -258,6 +275,7 @@ def init_control_app(state: EmulatorState) -> web.Application:
     app.router.add_post("/control/channels/expire", _revoke("expired"))
     app.router.add_post("/control/channels/invalidate", _revoke("invalid"))
     app.router.add_post("/control/channels/latency", _control_latency)
+    app.router.add_post("/control/channels/script", _control_script)
     app.router.add_get("/control/received", _control_received)
     app.router.add_delete("/control/received", _control_clear)
     app.router.add_get("/control/stats", _control_stats)

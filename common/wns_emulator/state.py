@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from pydantic import BaseModel, Field
+
 from config.settings import EmulatedApp
 
 _SUBDOMAINS = ("db5", "bn1", "db3", "dm3p", "wns2-by3p")
@@ -28,6 +30,13 @@ class Channel:
     identity: str
     issued_at: float
     channel_id: str
+
+
+class ScriptedAnswer(BaseModel):
+    """One answer a test wants a channel to give, e.g. 503 with Retry-After."""
+
+    status: int = Field(ge=200, le=599)
+    headers: dict[str, str] = Field(default_factory=dict)
 
 
 @dataclass
@@ -47,6 +56,8 @@ class EmulatorState:
     revoked: dict[str, str] = field(default_factory=dict)
     #: channel id -> seconds to wait before answering
     latency: dict[str, float] = field(default_factory=dict)
+    #: channel id -> answers to give, in order, before behaving normally again
+    scripts: dict[str, list[ScriptedAnswer]] = field(default_factory=dict)
     received: list[dict[str, Any]] = field(default_factory=list)
     token_requests: int = 0
 
@@ -91,6 +102,10 @@ class EmulatorState:
             return None
         identity, issued, channel_id = payload.decode().split("\x00")
         return Channel(identity, float(issued), channel_id)
+
+    def next_scripted(self, channel: Channel) -> ScriptedAnswer | None:
+        script = self.scripts.get(channel.channel_id)
+        return script.pop(0) if script else None
 
     def channel_state(self, channel: Channel) -> str:
         """'live', 'expired' (410) or 'invalid' (404)."""

@@ -38,6 +38,10 @@ COUNTS = ("delivered", "dropped", "throttled", "rejected", "forbidden", "channel
           "failed")
 
 
+#: apps whose credentials were refused (paused) or that WNS throttled get no work until then
+_APP_MAY_SEND = "a.paused_at IS NULL AND (a.throttled_until IS NULL OR a.throttled_until <= now())"
+
+
 class LeaseLost(Exception):
     """Another worker took over this work; our results must not be recorded."""
 
@@ -101,8 +105,7 @@ class DispatchQueue:
                 " lease_token = $2"
                 " FROM (SELECT d2.notification_id, d2.app_id FROM deliveries d2"
                 "       JOIN apps a ON a.id = d2.app_id"
-                "       WHERE NOT d2.streamed AND d2.due_at <= now() AND a.paused_at IS NULL"
-                "       AND (a.throttled_until IS NULL OR a.throttled_until <= now())"
+                f"       WHERE NOT d2.streamed AND d2.due_at <= now() AND {_APP_MAY_SEND}"
                 "       ORDER BY d2.due_at LIMIT 1 FOR UPDATE OF d2 SKIP LOCKED) pick"
                 " WHERE d.notification_id = pick.notification_id AND d.app_id = pick.app_id"
                 " RETURNING d.notification_id, d.app_id, d.cursor, d.child_failures",
@@ -130,8 +133,7 @@ class DispatchQueue:
         async with self._pool.acquire() as conn, conn.transaction():
             pick = await conn.fetchrow(
                 "SELECT r.notification_id, r.app_id FROM retries r JOIN apps a ON a.id = r.app_id"
-                " WHERE r.due_at <= now() AND a.paused_at IS NULL"
-                " AND (a.throttled_until IS NULL OR a.throttled_until <= now())"
+                f" WHERE r.due_at <= now() AND {_APP_MAY_SEND}"
                 " ORDER BY r.due_at LIMIT 1 FOR UPDATE OF r SKIP LOCKED")
             if pick is None:
                 return None
