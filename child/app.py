@@ -16,7 +16,7 @@ from child.token import TokenManager
 from common import secretbox
 from common.problem import Problem, Unauthorized, problem_middleware, validation_problem
 from common.signing import SignatureError, verify
-from common.wire import BATCH_PATH, Batch, BatchResult
+from common.wire import BATCH_PATH, Batch
 from config.settings import ChildSettings
 
 log = structlog.get_logger("tocsin.child")
@@ -43,9 +43,9 @@ async def handle_batch(request: web.Request) -> web.Response:
     if batch.app != settings.app:
         raise Problem(f"this child serves app {settings.app!r}", field="app", status=409,
                       code="wrong_app")
-    results = await request.app[SENDER].send(batch)
-    log.info("batch sent", batch_id=batch.batch_id, items=len(results))
-    return web.json_response(text=BatchResult(results=results).model_dump_json())
+    result = await request.app[SENDER].send(batch)
+    log.info("batch sent", batch_id=batch.batch_id, items=len(result.results))
+    return web.json_response(text=result.model_dump_json())
 
 
 async def handle_health(request: web.Request) -> web.Response:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import time
 
 import aiohttp
 import structlog
@@ -16,7 +17,7 @@ from yarl import URL
 
 from child.outcomes import classify, retry_after, wns_details
 from child.token import CredentialsRejected, TokenManager, TokenUnavailable
-from common.wire import Batch, BatchItem, ItemResult, Outcome, Payload
+from common.wire import Batch, BatchItem, BatchResult, ItemResult, Outcome, Payload
 from common.wns import (
     CONTENT_TYPE,
     WNS_TYPE,
@@ -26,6 +27,10 @@ from common.wns import (
 )
 
 log = structlog.get_logger("tocsin.child.sender")
+
+
+#: how long to hold an app back when WNS throttles it without saying for how long
+DEFAULT_APP_THROTTLE_SECONDS = 60.0
 
 
 def _correlation_vector() -> str:
@@ -38,15 +43,22 @@ class WnsSender:
         self._session = session
         self._tokens = tokens
         self._slots = asyncio.Semaphore(concurrency)
+        #: monotonic time until which WNS told us to send nothing for this app (406 appthrottled)
+        self._app_throttled_until = 0.0
 
-    async def send(self, batch: Batch) -> list[ItemResult]:
+    def _throttle_left(self) -> float:
+        return max(0.0, self._app_throttled_until - time.monotonic())
+
+    async def send(self, batch: Batch) -> BatchResult:
         try:
             await self._tokens.get()
         except CredentialsRejected as exc:
-            return [_result(i, Outcome.credentials_invalid, str(exc)) for i in batch.items]
+            results = [_result(i, Outcome.credentials_invalid, str(exc)) for i in batch.items]
         except TokenUnavailable as exc:
-            return [_result(i, Outcome.retry, str(exc)) for i in batch.items]
-        return list(await asyncio.gather(*(self._send_item(batch, item) for item in batch.items)))
+            results = [_result(i, Outcome.retry, str(exc)) for i in batch.items]
+        else:
+            results = list(await asyncio.gather(*(self._send_item(batch, i) for i in batch.items)))
+        return BatchResult(results=results, app_throttled_for=self._throttle_left() or None)
 
     async def _send_item(self, batch: Batch, item: BatchItem) -> ItemResult:
         try:
@@ -57,6 +69,9 @@ class WnsSender:
             return _result(item, Outcome.rejected, "payload index out of range")
         payload = batch.payloads[item.payload]
         async with self._slots:
+            if wait := self._throttle_left():  # the app is throttled: don't make it worse
+                return ItemResult(id=item.id, outcome=Outcome.throttled, retry_after=wait,
+                                  error="app throttled by WNS")
             try:
                 result = await self._post(item, payload)
                 if result.outcome is Outcome.credentials_invalid:
@@ -86,10 +101,15 @@ class WnsSender:
             await resp.read()
             details = wns_details(resp.headers)
             outcome = classify(resp.status, details)
+            wait = retry_after(resp.headers)
             if outcome is Outcome.credentials_invalid:
                 self._tokens.invalidate(token)
+            elif resp.status == 406 and details.status == "appthrottled":
+                wait = wait or DEFAULT_APP_THROTTLE_SECONDS
+                self._app_throttled_until = max(self._app_throttled_until, time.monotonic() + wait)
+                log.warning("WNS throttled the app", retry_after=wait)
             return ItemResult(id=item.id, outcome=outcome, http_status=resp.status,
-                              retry_after=retry_after(resp.headers), wns=details)
+                              retry_after=wait, wns=details)
 
 
 def _result(item: BatchItem, outcome: Outcome, error: str) -> ItemResult:

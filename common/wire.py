@@ -74,3 +74,5 @@ class ItemResult(_Wire):
 
 class BatchResult(_Wire):
     results: list[ItemResult]
+    #: WNS throttled the whole app (406 appthrottled): send nothing for it for this many seconds
+    app_throttled_for: float | None = None

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -53,6 +53,8 @@ class ParentSettings(_Settings):
     max_attempts: int = Field(default=5, ge=1)
     retry_base_seconds: float = Field(default=2.0, gt=0)
     retry_max_seconds: float = Field(default=600.0, gt=0)
+    #: a target still not delivered this long after the send is counted as failed
+    retry_deadline_seconds: float = Field(default=86400.0, gt=0)
     #: how long the dispatcher sleeps when no work is due and no NOTIFY arrives
     idle_poll_seconds: float = Field(default=1.0, gt=0)
     child_timeout_seconds: float = Field(default=120.0, gt=0)
@@ -132,15 +134,31 @@ class EmulatorSettings(_Settings):
     apps: list[EmulatedApp] = Field(default_factory=list)
     token_lifetime_seconds: int = 86400
     channel_lifetime_days: float = 30.0
+    #: benchmark mode: validate every request and token, keep only counts
+    fast: bool = False
     log_level: str = "INFO"
 
 
 class LocalApp(BaseModel):
-    """An example app of the local stack: its child's port and its (emulated) Package SID."""
+    """An example app of the local stack: its child's port and its emulated WNS identity,
+    either a Package SID (Store app) or an Entra tenant + client id (Windows App SDK app)."""
 
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
-    package_sid: str = Field(pattern=r"^ms-app://")
     port: int
+    package_sid: str | None = Field(default=None, pattern=r"^ms-app://")
+    tenant_id: str | None = None
+    client_id: str | None = None
+
+    @model_validator(mode="after")
+    def _one_identity(self) -> LocalApp:
+        if (self.package_sid is None) == (self.client_id is None or self.tenant_id is None):
+            raise ValueError("give package_sid, or tenant_id and client_id")
+        return self
+
+    @property
+    def identity(self) -> str:
+        """The name WNS knows the app by: what channels are bound to."""
+        return self.package_sid or f"{self.client_id}"
 
 
 class LocalStackConfig(BaseModel):
@@ -153,5 +171,6 @@ class LocalStackConfig(BaseModel):
     emulator_control_port: int = 8090
     dispatch_workers: int = 4
     apps: list[LocalApp] = Field(min_length=1)
-    #: extra TOCSIN_* settings for the parent (for example faster retries in tests)
+    #: extra TOCSIN_* settings for the parent and children (for example faster retries in tests)
     parent_env: dict[str, str] = Field(default_factory=dict)
+    child_env: dict[str, str] = Field(default_factory=dict)

@@ -49,7 +49,8 @@ def pg_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     server.cleanup()
 
 
-def make_stack(pg_server_url: str, state_dir: Path, **parent_env: str) -> LocalStack:
+def make_stack(pg_server_url: str, state_dir: Path, parent_env: dict[str, str],
+               child_env: dict[str, str]) -> LocalStack:
     config = load_local_config().model_copy(update={
         "hub": "bootstrap",
         "parent_port": free_port(),
@@ -57,6 +58,7 @@ def make_stack(pg_server_url: str, state_dir: Path, **parent_env: str) -> LocalS
         "emulator_control_port": free_port(),
         "dispatch_workers": 2,
         "parent_env": {**FAST_PARENT, **parent_env},
+        "child_env": child_env,
     })
     config.apps = [a.model_copy(update={"port": free_port()}) for a in config.apps]
     database = ensure_database(pg_server_url, "t_" + secrets.token_hex(6))
@@ -64,8 +66,22 @@ def make_stack(pg_server_url: str, state_dir: Path, **parent_env: str) -> LocalS
 
 
 @pytest.fixture(scope="module")
-def stack(pg_server_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    with make_stack(pg_server_url, tmp_path_factory.mktemp("stack")) as running:
+def parent_env() -> dict[str, str]:
+    """Extra parent settings for a module's stack; a module overrides this fixture."""
+    return {}
+
+
+@pytest.fixture(scope="module")
+def child_env() -> dict[str, str]:
+    """Extra settings for every child of a module's stack; a module overrides this fixture."""
+    return {}
+
+
+@pytest.fixture(scope="module")
+def stack(pg_server_url: str, tmp_path_factory: pytest.TempPathFactory,
+          parent_env: dict[str, str], child_env: dict[str, str]) -> Iterator[LocalStack]:
+    with make_stack(pg_server_url, tmp_path_factory.mktemp("stack"), parent_env,
+                    child_env) as running:
         yield running
 
 
@@ -82,7 +98,8 @@ class Hub:
         self.emulator = httpx.Client(base_url=stack.control_url, timeout=30)
 
     def sid(self, app: str) -> str:
-        return next(a.package_sid for a in self.stack.config.apps if a.name == app)
+        """The app's WNS identity (Package SID or Entra client id)."""
+        return next(a.identity for a in self.stack.config.apps if a.name == app)
 
     def mint(self, app: str) -> str:
         resp = self.emulator.post("/control/channels", json={"app": self.sid(app)})

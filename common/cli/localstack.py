@@ -191,8 +191,8 @@ class LocalStack:
 
     def start_emulator(self) -> None:
         assert self.secrets is not None
-        apps = [{"identity": a.package_sid, "secret": self.secrets.app(a.name)["client_secret"]}
-                for a in self.config.apps]
+        apps = [{"identity": a.identity, "tenant_id": a.tenant_id,
+                 "secret": self.secrets.app(a.name)["client_secret"]} for a in self.config.apps]
         self._spawn("emulator", "common.wns_emulator", {
             "TOCSIN_EMULATOR_HOST": self.config.host,
             "TOCSIN_EMULATOR_HTTPS_PORT": str(self.config.emulator_https_port),
@@ -222,17 +222,19 @@ class LocalStack:
         app = next(a for a in self.config.apps if a.name == app_name)
         creds = self.secrets.app(app.name)
         emulator = f"{self.config.host}:{self.config.emulator_https_port}"
+        secret = secretbox.encrypt(self.secrets.child_master_key, creds["client_secret"])
+        identity = (
+            {"kind": "package_sid", "package_sid": app.package_sid, "client_secret": secret}
+            if app.package_sid else
+            {"kind": "entra", "tenant_id": app.tenant_id, "client_id": app.client_id,
+             "client_secret": secret}
+        )
         self._spawn(f"child-{app.name}", "child", {
             "TOCSIN_CHILD_APP": app.name,
             "TOCSIN_CHILD_HOST": self.config.host,
             "TOCSIN_CHILD_PORT": str(app.port),
             "TOCSIN_CHILD_MASTER_KEY": self.secrets.child_master_key,
-            "TOCSIN_CHILD_IDENTITY": json.dumps({
-                "kind": "package_sid",
-                "package_sid": app.package_sid,
-                "client_secret": secretbox.encrypt(self.secrets.child_master_key,
-                                                   creds["client_secret"]),
-            }),
+            "TOCSIN_CHILD_IDENTITY": json.dumps(identity),
             "TOCSIN_CHILD_SIGNING_KEYS": json.dumps({creds["signing_key_id"]: creds["signing_key"]}),
             "TOCSIN_CHILD_CONNECT_TO": json.dumps({
                 "notify.windows.com": emulator,
@@ -240,6 +242,7 @@ class LocalStack:
                 "login.microsoftonline.com": emulator,
             }),
             "TOCSIN_CHILD_CA_FILE": str(self.ca_file),
+            **self.config.child_env,
         }, f"{self.child_url(app.name)}/healthz")
 
     # -- the example hub ----------------------------------------------------------------------

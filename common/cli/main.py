@@ -85,7 +85,9 @@ def _print_summary(stack: LocalStack) -> None:
     lines = [
         f"Tocsin is up (state in {stack.state_dir})",
         f"  parent        {stack.parent_url}",
-        *(f"  child         {a.name:<14} {stack.child_url(a.name)}   ({a.package_sid[:30]}…)"
+        *(f"  child         {a.name:<14} {stack.child_url(a.name)}   "
+          + (f"(Package SID {a.package_sid[:24]}…)" if a.package_sid else
+             f"(Entra app {a.client_id} in tenant {a.tenant_id})")
           for a in cfg.apps),
         f"  WNS emulator  https://{cfg.host}:{cfg.emulator_https_port}"
         f"   control {stack.control_url}   CA {stack.ca_file}",
@@ -201,7 +203,7 @@ def cmd_mint_channel(args: argparse.Namespace) -> None:
     identity = args.app
     if not identity.startswith("ms-app://"):
         config = load_local_config(args.config)
-        identity = next((a.package_sid for a in config.apps if a.name == args.app), args.app)
+        identity = next((a.identity for a in config.apps if a.name == args.app), args.app)
     resp = httpx.post(f"{args.emulator}/control/channels", json={"app": identity}, timeout=10)
     if resp.status_code != 201:
         _show(resp)

@@ -22,6 +22,7 @@ async def serve(settings: EmulatorSettings) -> None:
                                settings.channel_lifetime_days)
     for app in settings.apps:
         state.add_app(app)
+    state.fast = settings.fast
     runners = [web.AppRunner(init_wns_app(state), access_log=None),
                web.AppRunner(init_control_app(state), access_log=None)]
     for runner in runners:

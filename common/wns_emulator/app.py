@@ -8,6 +8,7 @@ code path as production, by configuring where the WNS hosts resolve and which CA
 from __future__ import annotations
 
 import asyncio
+import random
 import secrets
 import ssl
 import time
@@ -15,11 +16,17 @@ from typing import Any
 from urllib.parse import parse_qs, unquote
 
 from aiohttp import web
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from common.problem import NotFound, Problem, problem_middleware, read_model
-from common.wns import CONTENT_TYPE, MAX_PAYLOAD_BYTES, WNS_TYPE
-from common.wns_emulator.state import Channel, EmulatorState, ScriptedAnswer
+from common.wns import CONTENT_TYPE, MAX_PAYLOAD_BYTES, OPTIONAL_HEADERS, WNS_TYPE
+from common.wns_emulator.state import (
+    Channel,
+    EmulatorState,
+    FaultRate,
+    ScriptedAnswer,
+    Throttling,
+)
 from common.wns_emulator.tls import TlsFiles
 from config.settings import EmulatedApp
 
@@ -93,7 +100,11 @@ async def _token(request: web.Request, tenant: str | None) -> web.Response:
 
 def _record(request: web.Request, channel: Channel | None, token_identity: str | None,
             status: int, body: bytes, wns_status: str | None) -> None:
-    request.app[STATE].received.append({
+    state = request.app[STATE]
+    state.status_counts[status] += 1
+    if state.fast:
+        return
+    state.received.append({
         "channel": f"https://{request.host}{request.raw_path}",
         "channel_app": channel.identity if channel else None,
         "token_app": token_identity,
@@ -107,59 +118,95 @@ def _record(request: web.Request, channel: Channel | None, token_identity: str |
     })
 
 
-async def _channel_post(request: web.Request) -> web.Response:
+def _invalid_optional_header(request: web.Request) -> str | None:
+    for name, check in OPTIONAL_HEADERS.items():
+        value = request.headers.get(name)
+        if value is not None and (problem := check(value)):
+            return f"{name} {problem}"
+    return None
+
+
+def _answer(request: web.Request, channel: Channel | None, identity: str | None,
+            body: bytes) -> web.Response | None:
+    """What WNS answers to this post, in the order WNS checks (reference §3.2, §9); None means
+    the connection is reset without an answer."""
+    state = request.app[STATE]
+    if request.method != "POST":
+        return _error(request, 405, "only POST is allowed")
+    if channel is None:
+        return _error(request, 404, "The channel URI is not valid")
+    if identity is None:
+        return _error(request, 401, "Invalid or expired access token",
+                      extra={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+    if identity != channel.identity:
+        return _error(request, 403, "Channel URL incompatible with caller app", "dropped")
+    scripted = state.next_scripted(channel)
+    if scripted is not None:
+        if scripted.reset:
+            return None
+        headers = {**_wns_headers(request, scripted.headers.get("X-WNS-Status")),
+                   **scripted.headers}
+        return web.Response(status=scripted.status, headers=headers)
+    if (fault := state.random_fault()) is not None:
+        return web.Response(status=fault.status, headers={
+            **_wns_headers(request, fault.headers.get("X-WNS-Status")), **fault.headers})
+    channel_state = state.channel_state(channel)
+    if channel_state == "invalid":
+        return _error(request, 404, "The channel URI is not valid")
+    if channel_state == "expired":
+        return _error(request, 410, "The channel has expired")
+    wns_type = request.headers.get("X-WNS-Type", "")
+    if wns_type not in _TYPE_CONTENT:
+        return _error(request, 400, "X-WNS-Type is missing or invalid")
+    if request.content_type != _TYPE_CONTENT[wns_type]:
+        return _error(request, 400, f"Content-Type should be {_TYPE_CONTENT[wns_type]}")
+    if request.headers.get("Transfer-Encoding", "").lower() == "chunked" or (
+        "Content-Length" not in request.headers
+    ):
+        return _error(request, 400, "Content-Length is required; chunking is not supported")
+    if problem := _invalid_optional_header(request):
+        return _error(request, 400, problem)
+    if len(body) > MAX_PAYLOAD_BYTES:
+        return _error(request, 413, "the notification payload exceeds the 5000 byte limit")
+    limit = state.over_limit(channel)
+    if limit == "app":
+        return _error(request, 406, "The app exceeded its throttle limit", "appthrottled",
+                      extra={"Retry-After": str(state.throttling.app_retry_after)})
+    if limit == "channel":
+        return web.Response(status=200, headers=_wns_headers(request, "channelthrottled"))
+    if request.headers.get("X-WNS-SuppressPopup", "").lower() == "true":
+        # Phone-only header: a Windows channel drops the notification and says why (§2.2).
+        headers = _wns_headers(request, "dropped")
+        headers["X-WNS-Error-Description"] = "X-WNS-SuppressPopup is not supported on this channel"
+        return web.Response(status=200, headers=headers)
+    # An empty raw body is accepted but never reaches the device (§2.4): WNS says received.
+    headers = _wns_headers(request, "received")
+    if request.headers.get("X-WNS-RequestForStatus", "").lower() == "true":
+        headers["X-WNS-DeviceConnectionStatus"] = "connected"
+    return web.Response(status=200, headers=headers)
+
+
+async def _channel_post(request: web.Request) -> web.StreamResponse:
     state = request.app[STATE]
     token_values = parse_qs(request.query_string, keep_blank_values=True).get("token", [])
     channel = state.parse_channel(unquote(token_values[0])) if len(token_values) == 1 else None
     body = await request.read()
-    if channel is not None and (delay := state.latency.get(channel.channel_id)):
-        await asyncio.sleep(delay)
-
-    def answer(resp: web.Response, token_identity: str | None = None) -> web.Response:
-        _record(request, channel, token_identity, resp.status, body, resp.headers.get("X-WNS-Status"))
-        return resp
-
-    if request.method != "POST":
-        return answer(_error(request, 405, "only POST is allowed"))
-    if channel is None:
-        return answer(_error(request, 404, "The channel URI is not valid"))
-    auth = request.headers.get("Authorization", "")
-    scheme, _, bearer = auth.partition(" ")
+    if not state.fast:
+        low, high = state.latency_range
+        delay = state.latency.get(channel.channel_id, 0.0) if channel else 0.0
+        delay += random.uniform(low, high) if high else 0.0  # noqa: S311 - simulated latency
+        if delay:
+            await asyncio.sleep(delay)
+    scheme, _, bearer = request.headers.get("Authorization", "").partition(" ")
     identity = state.token_identity(bearer) if scheme == "Bearer" else None
-    if identity is None:
-        return answer(_error(request, 401, "Invalid or expired access token",
-                             extra={"WWW-Authenticate": 'Bearer error="invalid_token"'}))
-    if identity != channel.identity:
-        return answer(_error(request, 403, "Channel URL incompatible with caller app", "dropped"),
-                      identity)
-    scripted = state.next_scripted(channel)
-    if scripted is not None:
-        status = scripted.headers.get("X-WNS-Status")
-        headers = {**_wns_headers(request, status), **scripted.headers}
-        return answer(web.Response(status=scripted.status, headers=headers), identity)
-    channel_state = state.channel_state(channel)
-    if channel_state == "invalid":
-        return answer(_error(request, 404, "The channel URI is not valid"), identity)
-    if channel_state == "expired":
-        return answer(_error(request, 410, "The channel has expired"), identity)
-    wns_type = request.headers.get("X-WNS-Type", "")
-    if wns_type not in _TYPE_CONTENT:
-        return answer(_error(request, 400, "X-WNS-Type is missing or invalid"), identity)
-    if request.content_type != _TYPE_CONTENT[wns_type]:
-        return answer(_error(request, 400, f"Content-Type should be {_TYPE_CONTENT[wns_type]}"),
-                      identity)
-    if request.headers.get("Transfer-Encoding", "").lower() == "chunked" or (
-        "Content-Length" not in request.headers
-    ):
-        return answer(_error(request, 400, "Content-Length is required; chunking is not supported"),
-                      identity)
-    if len(body) > MAX_PAYLOAD_BYTES:
-        return answer(_error(request, 413, "the notification payload exceeds the 5000 byte limit"),
-                      identity)
-    headers = _wns_headers(request, "received")
-    if request.headers.get("X-WNS-RequestForStatus", "").lower() == "true":
-        headers["X-WNS-DeviceConnectionStatus"] = "connected"
-    return answer(web.Response(status=200, headers=headers), identity)
+    resp = _answer(request, channel, identity, body)
+    if resp is None:
+        _record(request, channel, identity, 0, body, None)
+        assert request.transport is not None
+        request.transport.abort()  # a connection reset: no status line at all
+        raise asyncio.CancelledError
+    _record(request, channel, identity, resp.status, body, resp.headers.get("X-WNS-Status"))
+    return resp
 
 
 async def _wns_dispatch(request: web.Request) -> web.StreamResponse:
@@ -239,6 +286,59 @@ async def _control_script(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
+class _Faults(BaseModel):
+    rates: list[FaultRate]
+
+
+class _Latency(BaseModel):
+    minSeconds: float = Field(ge=0)
+    maxSeconds: float = Field(ge=0)
+
+
+class _Tokens(BaseModel):
+    lifetimeSeconds: int = Field(ge=1)
+
+
+class _Mode(BaseModel):
+    fast: bool
+
+
+async def _control_faults(request: web.Request) -> web.Response:
+    body = await read_model(request, _Faults)
+    if sum(f.rate for f in body.rates) > 1:
+        raise Problem("fault rates add up to more than 1", field="rates")
+    request.app[STATE].faults = body.rates
+    return web.Response(status=204)
+
+
+async def _control_latency_range(request: web.Request) -> web.Response:
+    body = await read_model(request, _Latency)
+    if body.maxSeconds < body.minSeconds:
+        raise Problem("maxSeconds is below minSeconds", field="maxSeconds")
+    request.app[STATE].latency_range = (body.minSeconds, body.maxSeconds)
+    return web.Response(status=204)
+
+
+async def _control_throttling(request: web.Request) -> web.Response:
+    request.app[STATE].throttling = await read_model(request, Throttling)
+    return web.Response(status=204)
+
+
+async def _control_tokens(request: web.Request) -> web.Response:
+    request.app[STATE].token_lifetime = (await read_model(request, _Tokens)).lifetimeSeconds
+    return web.Response(status=204)
+
+
+async def _control_revoke_tokens(request: web.Request) -> web.Response:
+    request.app[STATE].revoke_tokens()
+    return web.Response(status=204)
+
+
+async def _control_mode(request: web.Request) -> web.Response:
+    request.app[STATE].fast = (await read_model(request, _Mode)).fast
+    return web.Response(status=204)
+
+
 async def _control_received(request: web.Request) -> web.Response:
     records = request.app[STATE].received
     if channel := request.query.get("channel"):
@@ -252,7 +352,9 @@ async def _control_clear(request: web.Request) -> web.Response:
 
 
 async def _control_stats(request: web.Request) -> web.Response:
-    return web.json_response({"tokenRequests": request.app[STATE].token_requests})
+    state = request.app[STATE]
+    return web.json_response({"tokenRequests": state.token_requests,
+                              "statusCounts": {str(k): v for k, v in state.status_counts.items()}})
 
 
 async def _health(request: web.Request) -> web.Response:
@@ -276,6 +378,12 @@ def init_control_app(state: EmulatorState) -> web.Application:
     app.router.add_post("/control/channels/invalidate", _revoke("invalid"))
     app.router.add_post("/control/channels/latency", _control_latency)
     app.router.add_post("/control/channels/script", _control_script)
+    app.router.add_post("/control/faults", _control_faults)
+    app.router.add_post("/control/latency", _control_latency_range)
+    app.router.add_post("/control/throttling", _control_throttling)
+    app.router.add_post("/control/tokens", _control_tokens)
+    app.router.add_post("/control/tokens/revoke", _control_revoke_tokens)
+    app.router.add_post("/control/mode", _control_mode)
     app.router.add_get("/control/received", _control_received)
     app.router.add_delete("/control/received", _control_clear)
     app.router.add_get("/control/stats", _control_stats)

@@ -10,8 +10,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import random
 import secrets
 import time
+from collections import Counter, defaultdict, deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,10 +35,42 @@ class Channel:
 
 
 class ScriptedAnswer(BaseModel):
-    """One answer a test wants a channel to give, e.g. 503 with Retry-After."""
+    """One answer a test wants a channel to give, e.g. 503 with Retry-After, or a reset
+    connection (no HTTP answer at all)."""
+
+    status: int = Field(default=200, ge=200, le=599)
+    headers: dict[str, str] = Field(default_factory=dict)
+    reset: bool = False
+
+
+class FaultRate(BaseModel):
+    """Answer `status` (with `headers`) to this fraction of posts, at random."""
 
     status: int = Field(ge=200, le=599)
+    rate: float = Field(ge=0, le=1)
     headers: dict[str, str] = Field(default_factory=dict)
+
+
+class Throttling(BaseModel):
+    """Posts per second above which WNS throttles: a channel (200 channelthrottled) or a whole
+    app (406 appthrottled with Retry-After)."""
+
+    channel_per_second: int | None = Field(default=None, ge=1)
+    app_per_second: int | None = Field(default=None, ge=1)
+    app_retry_after: int = Field(default=5, ge=0)
+
+
+class _Window:
+    """Counts events in the last second."""
+
+    def __init__(self) -> None:
+        self._times: deque[float] = deque()
+
+    def hit(self, now: float) -> int:
+        self._times.append(now)
+        while self._times and self._times[0] <= now - 1.0:
+            self._times.popleft()
+        return len(self._times)
 
 
 @dataclass
@@ -58,6 +92,14 @@ class EmulatorState:
     latency: dict[str, float] = field(default_factory=dict)
     #: channel id -> answers to give, in order, before behaving normally again
     scripts: dict[str, list[ScriptedAnswer]] = field(default_factory=dict)
+    faults: list[FaultRate] = field(default_factory=list)
+    #: every post waits a uniform random time in this range (seconds)
+    latency_range: tuple[float, float] = (0.0, 0.0)
+    throttling: Throttling = field(default_factory=Throttling)
+    #: benchmark mode: validate everything, but keep counts instead of every request
+    fast: bool = False
+    status_counts: Counter[int] = field(default_factory=Counter)
+    _windows: dict[str, _Window] = field(default_factory=lambda: defaultdict(_Window))
     received: list[dict[str, Any]] = field(default_factory=list)
     token_requests: int = 0
 
@@ -102,6 +144,29 @@ class EmulatorState:
             return None
         identity, issued, channel_id = payload.decode().split("\x00")
         return Channel(identity, float(issued), channel_id)
+
+    def random_fault(self) -> FaultRate | None:
+        roll = random.random()  # noqa: S311 - fault injection, not security
+        for fault in self.faults:
+            if roll < fault.rate:
+                return fault
+            roll -= fault.rate
+        return None
+
+    def over_limit(self, channel: Channel) -> str | None:
+        """'app' or 'channel' if this post exceeds a throttling threshold."""
+        now = time.monotonic()
+        limits = self.throttling
+        if limits.app_per_second and self._windows["a:" + channel.identity].hit(now) > limits.app_per_second:
+            return "app"
+        if limits.channel_per_second and (
+            self._windows["c:" + channel.channel_id].hit(now) > limits.channel_per_second
+        ):
+            return "channel"
+        return None
+
+    def revoke_tokens(self) -> None:
+        self.tokens.clear()
 
     def next_scripted(self, channel: Channel) -> ScriptedAnswer | None:
         script = self.scripts.get(channel.channel_id)

@@ -109,6 +109,7 @@ class Dispatcher:
 
     async def _process(self, work: Work) -> None:
         results: dict[int, ItemResult] = {}
+        app_throttled_for = None
         if work.targets:
             batch = Batch(
                 batch_id=str(uuid.uuid4()),
@@ -127,8 +128,12 @@ class Dispatcher:
                 await self._queue.release(work, str(exc), delay)
                 return
             results = {int(r.id): r for r in answer.results}
+            app_throttled_for = answer.app_throttled_for
+            if app_throttled_for:
+                log.warning("WNS throttled the app", app=work.route.app_name,
+                            seconds=app_throttled_for)
         try:
-            await self._queue.record(work, results)
+            await self._queue.record(work, results, app_throttled_for)
         except LeaseLost:
             log.warning("lease lost before results were recorded; the slice will be redone",
                         notification=str(work.notification_id), app=work.route.app_name)

@@ -70,6 +70,8 @@ class Work:
     last_page: bool = False
     #: consecutive times the child did not answer for this work (drives its backoff)
     child_failures: int = 0
+    #: time left before the notification's deliver-by deadline
+    seconds_left: float = float("inf")
 
 
 @dataclass
@@ -78,6 +80,10 @@ class _Tally:
     retries: list[tuple[int, int, str, float]] = field(default_factory=list)
     resolved: list[int] = field(default_factory=list)
     gone: list[tuple[int, int, str]] = field(default_factory=list)
+    #: what WNS said per installation: (pk, outcome, WNS details as JSON)
+    last: list[tuple[int, str, str]] = field(default_factory=list)
+    #: outcomes as WNS answered them, for the app's health
+    answered: Counter[str] = field(default_factory=Counter)
 
 
 class DispatchQueue:
@@ -90,7 +96,8 @@ class DispatchQueue:
                        app_id: int) -> tuple[asyncpg.Record, ChildRoute, Payload]:
         row = await conn.fetchrow(
             "SELECT n.hub_id, n.target, n.payload, a.name, a.child_url, a.signing_key_id,"
-            " a.signing_key_enc FROM notifications n JOIN apps a ON a.id = $2"
+            " a.signing_key_enc, extract(epoch FROM n.deliver_by - now())::float8 AS seconds_left"
+            " FROM notifications n JOIN apps a ON a.id = $2"
             " WHERE n.id = $1", notification_id, app_id)
         assert row is not None
         route = ChildRoute(app_id, row["name"], row["child_url"], row["signing_key_id"],
@@ -126,7 +133,8 @@ class DispatchQueue:
         targets = [Target(r["id"], r["push_channel"], r["revision"]) for r in rows]
         return Work("stream", nid, ctx["hub_id"], route, payload, token, targets,
                     last_page=len(targets) < self._settings.batch_size,
-                    child_failures=claimed["child_failures"])
+                    child_failures=claimed["child_failures"],
+                    seconds_left=_seconds(ctx["seconds_left"]))
 
     async def claim_retry(self) -> Work | None:
         token = uuid.uuid4()
@@ -153,7 +161,8 @@ class DispatchQueue:
                     " WHERE id = ANY($1) AND NOT push_channel_expired",
                     [r["installation_pk"] for r in rows])
             }
-        work = Work("retry", nid, ctx["hub_id"], route, payload, token, [])
+        work = Work("retry", nid, ctx["hub_id"], route, payload, token, [],
+                    seconds_left=_seconds(ctx["seconds_left"]))
         for r in rows:
             inst = live.get(r["installation_pk"])
             target = Target(r["installation_pk"], inst["push_channel"] if inst else "",
@@ -170,10 +179,14 @@ class DispatchQueue:
         for target in work.targets:
             result = results.get(target.installation_pk)
             outcome = result.outcome if result else Outcome.retry
+            tally.answered[outcome.value] += 1
+            if result is not None:
+                tally.last.append((target.installation_pk, outcome.value,
+                                   result.wns.model_dump_json(exclude_none=True)))
             count = RETRYABLE.get(outcome)
-            if count is not None and target.attempt < s.max_attempts:
-                delay = retry_delay(target.attempt, s.retry_base_seconds, s.retry_max_seconds,
-                                    result.retry_after if result else None)
+            delay = retry_delay(target.attempt, s.retry_base_seconds, s.retry_max_seconds,
+                                result.retry_after if result else None)
+            if count is not None and target.attempt < s.max_attempts and delay < work.seconds_left:
                 tally.retries.append((target.installation_pk, target.attempt + 1, count, delay))
                 tally.counts[count] += 1
                 continue
@@ -191,8 +204,10 @@ class DispatchQueue:
                 tally.counts[target.counted_as] -= 1
         return tally
 
-    async def record(self, work: Work, results: dict[int, ItemResult]) -> None:
-        """Store a slice's outcomes, retire gone channels and schedule retries, atomically."""
+    async def record(self, work: Work, results: dict[int, ItemResult],
+                     app_throttled_for: float | None = None) -> None:
+        """Store a slice's outcomes, retire gone channels, schedule retries and update the
+        installations' last outcome and the app's health, atomically."""
         tally = self._tally(work, results)
         deltas = [tally.counts.get(name, 0) for name in COUNTS]
         async with self._pool.acquire() as conn, conn.transaction():
@@ -245,8 +260,36 @@ class DispatchQueue:
                     " FROM unnest($1::bigint[], $2::bigint[], $3::text[]) AS t(pk, rev, reason)"
                     " WHERE i.id = t.pk AND i.revision = t.rev",
                     *_columns(tally.gone, 3))
+            await self._note_health(conn, work.route.app_id, tally, app_throttled_for)
             if work.kind == "retry" or work.last_page:  # only these can finish the notification
                 await self._complete_if_done(conn, work.notification_id)
+
+    @staticmethod
+    async def _note_health(conn: Connection, app_id: int, tally: _Tally,
+                           app_throttled_for: float | None) -> None:
+        if tally.last:
+            await conn.execute(
+                "UPDATE installations i SET last_outcome = t.outcome, last_outcome_at = now(),"
+                " last_wns = t.wns::jsonb"
+                " FROM unnest($1::bigint[], $2::text[], $3::text[]) AS t(pk, outcome, wns)"
+                " WHERE i.id = t.pk", *_columns(tally.last, 3))
+        if tally.answered:
+            await conn.execute(
+                "INSERT INTO app_outcomes (app_id, minute, outcome, count)"
+                " SELECT $1, date_trunc('minute', now()), o, c"
+                " FROM unnest($2::text[], $3::int[]) AS t(o, c)"
+                " ON CONFLICT (app_id, minute, outcome)"
+                " DO UPDATE SET count = app_outcomes.count + EXCLUDED.count",
+                app_id, list(tally.answered), list(tally.answered.values()))
+        if tally.answered[Outcome.credentials_invalid.value]:
+            await conn.execute(
+                "UPDATE apps SET paused_at = now(), paused_reason = $2"
+                " WHERE id = $1 AND paused_at IS NULL",
+                app_id, "WNS refused the app's credentials; fix the child's secret, then resume")
+        if app_throttled_for:
+            await conn.execute(
+                "UPDATE apps SET throttled_until = greatest(coalesce(throttled_until, now()),"
+                " now() + make_interval(secs => $2)) WHERE id = $1", app_id, app_throttled_for)
 
     async def release(self, work: Work, error: str, attempt_delay: float) -> None:
         """Give the work back untouched (the child did not answer), due again after a pause."""
@@ -276,6 +319,10 @@ class DispatchQueue:
             " AND NOT EXISTS (SELECT 1 FROM deliveries WHERE notification_id = $1 AND NOT streamed)"
             " AND NOT EXISTS (SELECT 1 FROM retries WHERE notification_id = $1)",
             notification_id)
+
+
+def _seconds(value: float | None) -> float:
+    return float("inf") if value is None else value
 
 
 def _count_sets(first_param: int) -> str:

@@ -17,16 +17,31 @@ from common import secretbox
 from common.problem import NotFound, read_model
 from parent.auth import authorize
 from parent.context import POOL, SETTINGS
+from parent.dispatch.dispatcher import WAKE_CHANNEL
 from parent.keys import Right
 from parent.models import NAME_PATTERN, AppIn
 
 _APP_COLUMNS = (
-    "a.name, a.child_url, a.signing_key_id, a.paused_at, a.paused_reason, a.throttled_until,"
+    "a.id, a.name, a.child_url, a.signing_key_id, a.paused_at, a.paused_reason, a.throttled_until,"
     " a.created_at, a.updated_at"
 )
 
 
-def _app_json(row: asyncpg.Record) -> dict[str, Any]:
+RECENT_MINUTES = 60
+
+
+async def _recent_outcomes(pool: asyncpg.Pool, app_ids: list[int]) -> dict[int, dict[str, int]]:
+    rows = await pool.fetch(
+        "SELECT app_id, outcome, sum(count)::int AS n FROM app_outcomes"
+        " WHERE app_id = ANY($1) AND minute >= now() - make_interval(mins => $2)"
+        " GROUP BY app_id, outcome", app_ids, RECENT_MINUTES)
+    recent: dict[int, dict[str, int]] = {app_id: {} for app_id in app_ids}
+    for r in rows:
+        recent[r["app_id"]][r["outcome"]] = r["n"]
+    return recent
+
+
+def _app_json(row: asyncpg.Record, recent: dict[str, int]) -> dict[str, Any]:
     def ts(value: Any) -> str | None:
         return value.isoformat() if value is not None else None
 
@@ -38,6 +53,7 @@ def _app_json(row: asyncpg.Record) -> dict[str, Any]:
             "pausedAt": ts(row["paused_at"]),
             "pausedReason": row["paused_reason"],
             "throttledUntil": ts(row["throttled_until"]),
+            "recentOutcomes": {"minutes": RECENT_MINUTES, "counts": recent},
         },
         "createdAt": ts(row["created_at"]),
         "updatedAt": ts(row["updated_at"]),
@@ -85,7 +101,7 @@ async def put_app(request: web.Request) -> web.Response:
                 secretbox.encrypt(master_key, key) if key is not None else None)
             status = 200
     assert row is not None
-    doc = _app_json(row)
+    doc = _app_json(row, (await _recent_outcomes(pool, [row["id"]]))[row["id"]])
     if shown_key is not None:
         doc["signingKey"] = shown_key  # shown once: configure the child with it
     return web.json_response(doc, status=status)
@@ -93,22 +109,41 @@ async def put_app(request: web.Request) -> web.Response:
 
 async def get_app(request: web.Request) -> web.Response:
     access = await authorize(request, Right.manage)
-    row = await request.app[POOL].fetchrow(
+    pool = request.app[POOL]
+    row = await pool.fetchrow(
         f"SELECT {_APP_COLUMNS} FROM apps a WHERE a.hub_id = $1 AND a.name = $2",
         access.hub_id, _app_name(request))
     if row is None:
         raise NotFound(f"app {request.match_info['app']!r} does not exist", field="app")
-    return web.json_response(_app_json(row))
+    return web.json_response(_app_json(row, (await _recent_outcomes(pool, [row["id"]]))[row["id"]]))
 
 
 async def list_apps(request: web.Request) -> web.Response:
     access = await authorize(request, Right.manage)
-    rows = await request.app[POOL].fetch(
+    pool = request.app[POOL]
+    rows = await pool.fetch(
         f"SELECT {_APP_COLUMNS} FROM apps a WHERE a.hub_id = $1 ORDER BY a.name", access.hub_id)
-    return web.json_response({"apps": [_app_json(r) for r in rows]})
+    recent = await _recent_outcomes(pool, [r["id"] for r in rows])
+    return web.json_response({"apps": [_app_json(r, recent[r["id"]]) for r in rows]})
+
+
+async def resume_app(request: web.Request) -> web.Response:
+    """Lift a pause (after the child's secret was fixed) and wake dispatch for its waiting work."""
+    access = await authorize(request, Right.manage)
+    pool = request.app[POOL]
+    async with pool.acquire() as conn, conn.transaction():
+        row = await conn.fetchrow(
+            "UPDATE apps a SET paused_at = NULL, paused_reason = NULL, updated_at = now()"
+            f" WHERE a.hub_id = $1 AND a.name = $2 RETURNING {_APP_COLUMNS}",
+            access.hub_id, _app_name(request))
+        if row is None:
+            raise NotFound(f"app {request.match_info['app']!r} does not exist", field="app")
+        await conn.execute(f"NOTIFY {WAKE_CHANNEL}")
+    return web.json_response(_app_json(row, (await _recent_outcomes(pool, [row["id"]]))[row["id"]]))
 
 
 def add_routes(app: web.Application) -> None:
     app.router.add_get("/v1/hubs/{hub}/apps", list_apps)
     app.router.add_put("/v1/hubs/{hub}/apps/{app}", put_app)
     app.router.add_get("/v1/hubs/{hub}/apps/{app}", get_app)
+    app.router.add_post("/v1/hubs/{hub}/apps/{app}/resume", resume_app)

@@ -23,7 +23,8 @@ NEVER_EXPIRES = "9999-12-31T23:59:59.9999999Z"
 
 _RETURNING = (
     "RETURNING installation_id, push_channel, push_channel_expired, tags, user_id, updated_at,"
-    " retired_at, retired_reason, (SELECT name FROM apps WHERE id = app_id) AS app"
+    " retired_at, retired_reason, last_outcome, last_outcome_at, last_wns,"
+    " (SELECT name FROM apps WHERE id = app_id) AS app"
 )
 
 
@@ -40,6 +41,9 @@ def _installation_json(row: asyncpg.Record) -> dict[str, Any]:
     }
     if row["user_id"] is not None:
         doc["userId"] = row["user_id"]
+    if row["last_outcome"] is not None:
+        doc["lastOutcome"] = {"outcome": row["last_outcome"],
+                              "at": row["last_outcome_at"].isoformat(), "wns": row["last_wns"]}
     if row["retired_at"] is not None:
         doc["retired"] = {"at": row["retired_at"].isoformat(), "reason": row["retired_reason"]}
     return doc
@@ -87,7 +91,8 @@ async def get_installation(request: web.Request) -> web.Response:
     access = await authorize(request, Right.listen)
     row = await request.app[POOL].fetchrow(
         "SELECT i.installation_id, i.push_channel, i.push_channel_expired, i.tags, i.user_id,"
-        " i.updated_at, i.retired_at, i.retired_reason, a.name AS app"
+        " i.updated_at, i.retired_at, i.retired_reason, i.last_outcome, i.last_outcome_at,"
+        " i.last_wns, a.name AS app"
         " FROM installations i JOIN apps a ON a.id = i.app_id"
         " WHERE i.hub_id = $1 AND i.installation_id = $2"
         " AND ($3::bigint IS NULL OR i.app_id = $3)",

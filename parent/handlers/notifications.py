@@ -10,7 +10,7 @@ from aiohttp import web
 
 from common.problem import NotFound, Problem, read_model
 from parent.auth import authorize
-from parent.context import POOL
+from parent.context import POOL, SETTINGS
 from parent.db import Connection
 from parent.dispatch.dispatcher import WAKE_CHANNEL
 from parent.dispatch.queue import COUNTS
@@ -51,12 +51,12 @@ async def create_notification(request: web.Request) -> web.Response:
         app_ids = await _target_apps(conn, access.hub_id, body)
         notification_id = await conn.fetchval(
             "INSERT INTO notifications (id, hub_id, target, payload, idempotency_key, state,"
-            " completed_at) VALUES ($1, $2, $3, $4, $5,"
+            " completed_at, deliver_by) VALUES ($1, $2, $3, $4, $5,"
             " CASE WHEN $6 THEN 'completed' ELSE 'accepted' END,"
-            " CASE WHEN $6 THEN now() END)"
+            " CASE WHEN $6 THEN now() END, now() + make_interval(secs => $7))"
             " ON CONFLICT (hub_id, idempotency_key) DO NOTHING RETURNING id",
             uuid.uuid4(), access.hub_id, body.target.stored(), body.payload.wire().model_dump(),
-            idempotency_key, not app_ids)
+            idempotency_key, not app_ids, request.app[SETTINGS].retry_deadline_seconds)
         if notification_id is None:  # the same Idempotency-Key was accepted before
             notification_id = await conn.fetchval(
                 "SELECT id FROM notifications WHERE hub_id = $1 AND idempotency_key = $2",
