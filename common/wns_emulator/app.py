@@ -127,7 +127,7 @@ def _invalid_optional_header(request: web.Request) -> str | None:
 
 
 def _answer(request: web.Request, channel: Channel | None, identity: str | None,
-            body: bytes) -> web.Response | None:
+            body: bytes, scripted: ScriptedAnswer | None) -> web.Response | None:
     """What WNS answers to this post, in the order WNS checks (reference §3.2, §9); None means
     the connection is reset without an answer."""
     state = request.app[STATE]
@@ -140,7 +140,6 @@ def _answer(request: web.Request, channel: Channel | None, identity: str | None,
                       extra={"WWW-Authenticate": 'Bearer error="invalid_token"'})
     if identity != channel.identity:
         return _error(request, 403, "Channel URL incompatible with caller app", "dropped")
-    scripted = state.next_scripted(channel)
     if scripted is not None:
         if scripted.reset:
             return None
@@ -199,7 +198,12 @@ async def _channel_post(request: web.Request) -> web.StreamResponse:
             await asyncio.sleep(delay)
     scheme, _, bearer = request.headers.get("Authorization", "").partition(" ")
     identity = state.token_identity(bearer) if scheme == "Bearer" else None
-    resp = _answer(request, channel, identity, body)
+    # A scripted answer is taken now (so a retry meanwhile gets the next one), given later.
+    scripted = (state.next_scripted(channel)
+                if channel is not None and identity == channel.identity else None)
+    if scripted is not None and scripted.delaySeconds:
+        await asyncio.sleep(scripted.delaySeconds)
+    resp = _answer(request, channel, identity, body, scripted)
     if resp is None:
         _record(request, channel, identity, 0, body, None)
         assert request.transport is not None

@@ -41,6 +41,8 @@ class ScriptedAnswer(BaseModel):
     status: int = Field(default=200, ge=200, le=599)
     headers: dict[str, str] = Field(default_factory=dict)
     reset: bool = False
+    #: hold the answer this long (longer than the child's read timeout makes it time out)
+    delaySeconds: float = Field(default=0.0, ge=0)
 
 
 class FaultRate(BaseModel):
