@@ -14,6 +14,7 @@ from pydantic import (
     model_validator,
 )
 
+from common.problem import Problem
 from common.wire import Payload
 from common.wns import (
     MAX_PAYLOAD_BYTES,
@@ -97,19 +98,15 @@ class PayloadIn(_Body):
             raise ValueError("a raw notification needs a body: WNS drops empty ones silently")
         return body
 
-    @field_validator("headers")
-    @classmethod
-    def _known_headers(cls, headers: dict[str, str], info: ValidationInfo) -> dict[str, str]:
-        kind = info.data.get("type")
-        if kind is None:
-            return headers
-        try:
-            return normalize_headers(kind, headers)
-        except InvalidHeader as exc:
-            raise ValueError(str(exc)) from None
-
     def wire(self) -> Payload:
-        return Payload(type=self.type, body=self.body, headers=self.headers)
+        """The payload as children get it; raises Problem naming a bad header
+        (`payload.headers.X-WNS-TTL`), which a field validator could not name."""
+        try:
+            headers = normalize_headers(self.type, self.headers)
+        except InvalidHeader as exc:
+            raise Problem(str(exc), field=f"payload.headers.{exc.header}",
+                          code="invalid_field") from None
+        return Payload(type=self.type, body=self.body, headers=headers)
 
 
 class TargetIn(_Body):

@@ -221,3 +221,23 @@ def test_every_optional_header_reaches_wns_and_each_post_has_its_own_correlation
     assert {k: first["headers"][k] for k in headers} == headers
     assert first["headers"]["X-WNS-Type"] == "wns/tile"
     assert first["headers"]["MS-CV"] != second["headers"]["MS-CV"]
+
+
+def test_channel_and_app_throttling_thresholds_are_waited_out(hub: Hub) -> None:
+    channel = hub.register("w-rate", hub.mail)
+    news = [hub.register(f"w-rate-{n}", hub.news) for n in range(8)]
+    _control(hub, "/control/throttling",
+             {"channel_per_second": 1, "app_per_second": 4, "app_retry_after": 1})
+    try:
+        ids = [hub.send({"installationId": "w-rate"}) for _ in range(3)]
+        broadcast = hub.send({"everyone": True}, apps=[hub.news])
+        docs = [hub.wait(i, timeout=60) for i in [*ids, broadcast]]
+    finally:
+        _control(hub, "/control/throttling", {})
+
+    assert all(d["outcomes"]["delivered"] == d["targeted"] for d in docs)
+    assert docs[-1]["targeted"] == 8
+    wns_statuses = [p["wns_status"] for p in hub.received(channel)]
+    assert wns_statuses.count("received") == 3 and "channelthrottled" in wns_statuses
+    assert any(406 in _statuses(hub, c) for c in news)
+    assert all(_statuses(hub, c)[-1] == 200 for c in news)

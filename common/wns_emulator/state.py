@@ -63,16 +63,18 @@ class Throttling(BaseModel):
 
 
 class _Window:
-    """Counts events in the last second."""
+    """Posts accepted in the last second; a refused post does not count against the limit."""
 
     def __init__(self) -> None:
         self._times: deque[float] = deque()
 
-    def hit(self, now: float) -> int:
-        self._times.append(now)
+    def allow(self, now: float, limit: int) -> bool:
         while self._times and self._times[0] <= now - 1.0:
             self._times.popleft()
-        return len(self._times)
+        if len(self._times) >= limit:
+            return False
+        self._times.append(now)
+        return True
 
 
 @dataclass
@@ -159,10 +161,12 @@ class EmulatorState:
         """'app' or 'channel' if this post exceeds a throttling threshold."""
         now = time.monotonic()
         limits = self.throttling
-        if limits.app_per_second and self._windows["a:" + channel.identity].hit(now) > limits.app_per_second:
+        if limits.app_per_second and not self._windows["a:" + channel.identity].allow(
+            now, limits.app_per_second
+        ):
             return "app"
-        if limits.channel_per_second and (
-            self._windows["c:" + channel.channel_id].hit(now) > limits.channel_per_second
+        if limits.channel_per_second and not self._windows["c:" + channel.channel_id].allow(
+            now, limits.channel_per_second
         ):
             return "channel"
         return None

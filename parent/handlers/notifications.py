@@ -47,6 +47,7 @@ async def create_notification(request: web.Request) -> web.Response:
     if idempotency_key is not None and not 0 < len(idempotency_key) <= MAX_IDEMPOTENCY_KEY:
         raise Problem(f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} characters",
                       field="Idempotency-Key")
+    payload = body.payload.wire()
     async with request.app[POOL].acquire() as conn, conn.transaction():
         app_ids = await _target_apps(conn, access.hub_id, body)
         notification_id = await conn.fetchval(
@@ -55,7 +56,7 @@ async def create_notification(request: web.Request) -> web.Response:
             " CASE WHEN $6 THEN 'completed' ELSE 'accepted' END,"
             " CASE WHEN $6 THEN now() END, now() + make_interval(secs => $7))"
             " ON CONFLICT (hub_id, idempotency_key) DO NOTHING RETURNING id",
-            uuid.uuid4(), access.hub_id, body.target.stored(), body.payload.wire().model_dump(),
+            uuid.uuid4(), access.hub_id, body.target.stored(), payload.model_dump(),
             idempotency_key, not app_ids, request.app[SETTINGS].retry_deadline_seconds)
         if notification_id is None:  # the same Idempotency-Key was accepted before
             notification_id = await conn.fetchval(
