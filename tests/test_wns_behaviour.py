@@ -47,6 +47,21 @@ def _wait_for(condition: Any, timeout: float = 20) -> None:
         time.sleep(0.05)
 
 
+def _signed_batch(stack: LocalStack, app: str, channels: list[str]) -> dict[str, Any]:
+    """Post a batch straight to an app's child, signed as the parent would."""
+    assert stack.secrets is not None
+    creds = stack.secrets.app(app)
+    body = json.dumps({"batch_id": "direct", "app": app,
+                       "payloads": [{"type": "toast", "body": "<toast/>"}],
+                       "items": [{"id": str(n), "channel": c} for n, c in enumerate(channels)]
+                       }).encode()
+    resp = httpx.post(stack.child_url(app) + BATCH_PATH, content=body, timeout=30, headers={
+        "Content-Type": "application/json",
+        **sign(creds["signing_key_id"], creds["signing_key"].encode(), "POST", BATCH_PATH, body)})
+    assert resp.status_code == 200, resp.text
+    return dict(resp.json())
+
+
 def test_a_connection_reset_and_a_read_timeout_are_retried(hub: Hub) -> None:
     reset = hub.register("w-reset", hub.mail)
     slow = hub.register("w-slow", hub.news)
@@ -122,6 +137,11 @@ def test_refused_credentials_pause_the_app_until_resumed(stack: LocalStack, hub:
         assert "credentials" in health["pausedReason"]
         assert health["recentOutcomes"]["counts"]["credentials_invalid"] >= 1
         assert [p for p in hub.received(news) if p["status"] == 200] == []
+        # The child answers a whole batch credentials_invalid without posting any of it.
+        fresh = [hub.mint(hub.news) for _ in range(3)]
+        direct = _signed_batch(stack, hub.news, fresh)
+        assert [r["outcome"] for r in direct["results"]] == ["credentials_invalid"] * 3
+        assert all(hub.received(c) == [] for c in fresh)
     finally:
         hub.emulator.post("/control/apps", json={**emulated, "secret": secret})
 
@@ -147,16 +167,9 @@ def test_an_app_throttled_app_waits_while_another_app_keeps_sending(
     _wait_for(lambda: hub.api.get(f"/v1/hubs/{hub.name}/apps/{hub.mail}")
               .json()["health"]["throttledUntil"] is not None)
     # The child itself holds the app back: a batch during the wait posts nothing.
-    assert stack.secrets is not None
-    creds = stack.secrets.app(hub.mail)
-    body = json.dumps({"batch_id": "direct", "app": hub.mail,
-                       "payloads": [{"type": "toast", "body": "<toast/>"}],
-                       "items": [{"id": "1", "channel": mail[0]}]}).encode()
-    direct = httpx.post(stack.child_url(hub.mail) + BATCH_PATH, content=body, headers={
-        "Content-Type": "application/json",
-        **sign(creds["signing_key_id"], creds["signing_key"].encode(), "POST", BATCH_PATH, body)})
-    assert direct.json()["results"][0]["outcome"] == "throttled"
-    assert direct.json()["app_throttled_for"] > 0
+    direct = _signed_batch(stack, hub.mail, [mail[0]])
+    assert direct["results"][0]["outcome"] == "throttled"
+    assert direct["app_throttled_for"] > 0
     assert hub.received(mail[0]) == []
 
     doc = hub.wait(hub.send({"everyone": True}), timeout=30)
