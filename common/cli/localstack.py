@@ -9,6 +9,7 @@ reuses the database, the emulator's CA and every key.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import secrets
@@ -64,7 +65,6 @@ class Secrets:
 
 def ensure_database(server_url: str, name: str = "tocsin") -> str:
     """Create database `name` on the server if missing; return its URL."""
-    import asyncio
 
     async def create() -> None:
         conn = await asyncpg.connect(server_url)
