@@ -10,10 +10,12 @@ reuses the database, the emulator's CA and every key.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import json
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -94,6 +96,7 @@ class LocalStack:
         self._embedded: Any = None
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self.secrets: Secrets | None = None
+        self._lock_file: Any = None
 
     # -- addresses ----------------------------------------------------------------------------
 
@@ -120,9 +123,29 @@ class LocalStack:
 
     # -- lifecycle ----------------------------------------------------------------------------
 
+    def _claim(self) -> None:
+        """Refuse to start twice on one state directory or on ports something else holds: a
+        health check answered by another stack would otherwise look like ours."""
+        self._lock_file = (self.state_dir / "up.lock").open("w")
+        try:
+            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise StackError(f"another `tocsin up` is using {self.state_dir}") from None
+        cfg = self.config
+        ports = [cfg.parent_port, cfg.emulator_https_port, cfg.emulator_control_port,
+                 *(a.port for a in cfg.apps)]
+        for port in ports:
+            with socket.socket() as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                try:
+                    probe.bind((cfg.host, port))
+                except OSError:
+                    raise StackError(f"port {port} on {cfg.host} is already in use") from None
+
     def start(self) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.logs_dir.mkdir(exist_ok=True)
+        self._claim()
         secrets_file = self.state_dir / "secrets.json"
         self.secrets = Secrets.load_or_create(secrets_file)
         for app in self.config.apps:
@@ -146,6 +169,9 @@ class LocalStack:
         if self._embedded is not None:
             self._embedded.cleanup()
             self._embedded = None
+        if self._lock_file is not None:
+            self._lock_file.close()  # releases the lock
+            self._lock_file = None
 
     def __enter__(self) -> LocalStack:
         try:
