@@ -118,6 +118,24 @@ def validation_problem(exc: ValidationError) -> Problem:
                    code="invalid_field")
 
 
+def _nul_at(value: Any, path: str) -> str | None:
+    """The path of the first string (or key) holding a NUL character: no store accepts one."""
+    if isinstance(value, str):
+        return path if "\x00" in value else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            child = f"{path}.{key}" if path else str(key)
+            if "\x00" in key:
+                return child
+            if (found := _nul_at(item, child)) is not None:
+                return found
+    if isinstance(value, list):
+        for n, item in enumerate(value):
+            if (found := _nul_at(item, f"{path}.{n}" if path else str(n))) is not None:
+                return found
+    return None
+
+
 async def read_model(request: web.Request, model: type[M]) -> M:
     """Parse the JSON body into `model`, turning every way it can be wrong into a 400."""
     if request.content_type not in ("application/json", "application/octet-stream", ""):
@@ -131,6 +149,9 @@ async def read_model(request: web.Request, model: type[M]) -> M:
                       code="invalid_json") from exc
     if not isinstance(data, dict):
         raise Problem("body must be a JSON object", field="body", code="invalid_json")
+    if (where := _nul_at(data, "")) is not None:
+        raise Problem("text must not contain NUL characters", field=where or "body",
+                      code="invalid_field")
     try:
         return model.model_validate(data)
     except ValidationError as exc:

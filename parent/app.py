@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
+import asyncpg
 from aiohttp import web
 
-from common.problem import problem_middleware
+from common.problem import Handler, Problem, problem_middleware
 from config.settings import ParentSettings
 from parent import db
 from parent.context import POOL, SETTINGS
@@ -37,8 +38,20 @@ async def _dispatch(app: web.Application) -> AsyncIterator[None]:
     await dispatcher.stop()
 
 
+@web.middleware
+async def data_error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Last line behind input validation: a value PostgreSQL cannot store is the client's
+    input, so it is a 400, and the transaction it was in has rolled back (nothing half-written)."""
+    try:
+        return await handler(request)
+    except asyncpg.DataError as exc:
+        raise Problem(f"a value cannot be stored: {exc.__class__.__name__}",
+                      code="invalid_value") from exc
+
+
 def init_app(settings: ParentSettings) -> web.Application:
-    app = web.Application(middlewares=[problem_middleware], client_max_size=MAX_REQUEST_BYTES)
+    app = web.Application(middlewares=[problem_middleware, data_error_middleware],
+                          client_max_size=MAX_REQUEST_BYTES)
     app[SETTINGS] = settings
     # Torn down in reverse: dispatch drains before the pool closes.
     app.cleanup_ctx.extend([_database, _dispatch])

@@ -7,6 +7,7 @@ comparison is constant-time all the same.
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 from dataclasses import dataclass
 from enum import StrEnum
@@ -40,8 +41,11 @@ def hash_secret(secret: str) -> bytes:
     return hashlib.sha256(secret.encode()).digest()
 
 
+KEY_ID = re.compile(r"^tk_[0-9a-f]{16}$")
+
+
 def split(token: str) -> tuple[str, str] | None:
     key_id, dot, secret = token.partition(".")
-    if not dot or not key_id.startswith("tk_") or not secret:
+    if not dot or not KEY_ID.match(key_id) or not secret:
         return None
     return key_id, secret

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any
 
 from pydantic import (
@@ -30,7 +31,9 @@ NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
 Name = Annotated[str, Field(pattern=NAME_PATTERN)]
 # Notification Hubs' tag alphabet (up to 120 characters, no leading $).
 Tag = Annotated[str, Field(pattern=r"^[A-Za-z0-9_@#.:-]{1,120}$")]
-InstallationId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_@#.:=-]{1,200}$")]
+INSTALLATION_ID_PATTERN = r"^[A-Za-z0-9_@#.:=-]{1,200}$"
+INSTALLATION_ID = re.compile(INSTALLATION_ID_PATTERN)
+InstallationId = Annotated[str, Field(pattern=INSTALLATION_ID_PATTERN)]
 UserId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_@#.:=-]{1,200}$")]
 MAX_TAGS = 60
 

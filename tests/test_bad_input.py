@@ -180,3 +180,31 @@ def test_oversized_request_is_refused_with_413(hub: Hub) -> None:
                        headers={"Content-Type": "application/json"})
 
     assert resp.status_code == 413
+
+
+@pytest.mark.parametrize(("method", "path", "body", "status", "field"), [
+    ("GET", "/installations/%00", None, 404, "installationId"),
+    ("DELETE", "/installations/a%00b", None, 404, "installationId"),
+    ("GET", "/installations/" + "a" * 5000, None, 404, "installationId"),
+    ("GET", "/apps/%00", None, 404, "app"),
+    ("DELETE", "/keys/%00", None, 404, "key"),
+    ("GET", "/notifications/%00", None, 404, "notification"),
+    ("POST", "/notifications",
+     {"target": {"everyone": True}, "payload": {"type": "toast", "body": "a\x00b"}}, 400,
+     "payload.body"),
+    ("POST", "/keys", {"name": "a\x00b", "rights": ["send"]}, 400, "name"),
+    ("PUT", "/apps/x", {"childUrl": "http://a\x00b"}, 400, "childUrl"),
+    ("PUT", "/installations/dev", {**INSTALLATION, "tags": ["ok"], "\x00": 1}, 400, "\x00"),
+])
+def test_nul_characters_and_odd_path_segments_never_reach_the_database(
+    hub: Hub, method: str, path: str, body: dict[str, Any] | None, status: int, field: str
+) -> None:
+    resp = hub.api.request(method, f"/v1/hubs/{hub.name}{path}", json=body)
+
+    assert_problem(resp, status, field)
+
+
+def test_a_hub_name_no_hub_can_have_is_refused_like_an_unknown_hub(stack: LocalStack, hub: Hub) -> None:
+    assert hub.api.get("/v1/hubs/de%00mo/installations/x").status_code == 403
+    with stack.operator() as operator:
+        assert_problem(operator.get("/v1/hubs/de%00mo/installations/x"), 404, "hub")

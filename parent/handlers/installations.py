@@ -17,7 +17,7 @@ from parent.auth import Access, authorize
 from parent.context import POOL
 from parent.db import Connection
 from parent.keys import Right
-from parent.models import InstallationIn
+from parent.models import INSTALLATION_ID, InstallationIn
 
 NEVER_EXPIRES = "9999-12-31T23:59:59.9999999Z"
 
@@ -87,8 +87,16 @@ async def put_installation(request: web.Request) -> web.Response:
     return web.json_response(_installation_json(row))
 
 
+def _installation_id(request: web.Request) -> str:
+    installation_id = request.match_info["installation"]
+    if not INSTALLATION_ID.match(installation_id):
+        raise NotFound("installation not found", field="installationId")
+    return installation_id
+
+
 async def get_installation(request: web.Request) -> web.Response:
     access = await authorize(request, Right.listen)
+    installation_id = _installation_id(request)
     row = await request.app[POOL].fetchrow(
         "SELECT i.installation_id, i.push_channel, i.push_channel_expired, i.tags, i.user_id,"
         " i.updated_at, i.retired_at, i.retired_reason, i.last_outcome, i.last_outcome_at,"
@@ -96,7 +104,7 @@ async def get_installation(request: web.Request) -> web.Response:
         " FROM installations i JOIN apps a ON a.id = i.app_id"
         " WHERE i.hub_id = $1 AND i.installation_id = $2"
         " AND ($3::bigint IS NULL OR i.app_id = $3)",
-        access.hub_id, request.match_info["installation"], access.app_id)
+        access.hub_id, installation_id, access.app_id)
     if row is None:
         raise NotFound("installation not found", field="installationId")
     return web.json_response(_installation_json(row))
@@ -107,7 +115,7 @@ async def delete_installation(request: web.Request) -> web.Response:
     await request.app[POOL].execute(
         "DELETE FROM installations WHERE hub_id = $1 AND installation_id = $2"
         " AND ($3::bigint IS NULL OR app_id = $3)",
-        access.hub_id, request.match_info["installation"], access.app_id)
+        access.hub_id, _installation_id(request), access.app_id)
     return web.Response(status=204)
 
 

@@ -58,6 +58,8 @@ async def list_keys(request: web.Request) -> web.Response:
 
 async def revoke_key(request: web.Request) -> web.Response:
     access = await authorize(request, Right.manage)
+    if not keys.KEY_ID.match(request.match_info["key"]):
+        raise NotFound("key does not exist", field="key")
     revoked = await request.app[POOL].fetchval(
         "UPDATE access_keys SET revoked_at = coalesce(revoked_at, now())"
         " WHERE hub_id = $1 AND id = $2 RETURNING id", access.hub_id, request.match_info["key"])
