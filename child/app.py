@@ -15,7 +15,7 @@ from child.sender import WnsSender
 from child.token import TokenManager
 from common import secretbox
 from common.problem import Problem, Unauthorized, problem_middleware, validation_problem
-from common.signing import SignatureError, verify
+from common.signing import SIGNATURE_HEADER, ReplayGuard, SignatureError, verify
 from common.wire import BATCH_PATH, Batch
 from config.settings import ChildSettings
 
@@ -24,6 +24,7 @@ log = structlog.get_logger("tocsin.child")
 SETTINGS = web.AppKey("settings", ChildSettings)
 SIGNING_KEYS: web.AppKey[Mapping[str, bytes]] = web.AppKey("signing_keys")
 SENDER = web.AppKey("sender", WnsSender)
+REPLAYS = web.AppKey("replays", ReplayGuard)
 
 #: a full batch of 5000 items with 5000-byte payloads fits comfortably
 MAX_REQUEST_BYTES = 64 * 1024 * 1024
@@ -35,6 +36,9 @@ async def handle_batch(request: web.Request) -> web.Response:
         verify(request.headers, request.method, request.path, body, request.app[SIGNING_KEYS])
     except SignatureError as exc:
         raise Unauthorized(str(exc), field="X-Tocsin-Signature") from exc
+    if not request.app[REPLAYS].first_time(request.headers[SIGNATURE_HEADER]):
+        raise Problem("this signed request was already received", field="X-Tocsin-Signature",
+                      status=409, code="replayed")
     try:
         batch = Batch.model_validate_json(body)
     except ValidationError as exc:
@@ -87,6 +91,7 @@ def init_app(settings: ChildSettings) -> web.Application:
     app[SIGNING_KEYS] = {
         key_id: key.get_secret_value().encode() for key_id, key in settings.signing_keys.items()
     }
+    app[REPLAYS] = ReplayGuard()
     app.cleanup_ctx.append(_wns_client)
     app.router.add_post(BATCH_PATH, handle_batch)
     app.router.add_get("/healthz", handle_health)

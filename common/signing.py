@@ -75,3 +75,27 @@ def verify(
     if not hmac.compare_digest(expected.encode(), signature.encode()):
         raise SignatureError("signature does not match")
     return key_id
+
+
+class ReplayGuard:
+    """Signatures accepted within the skew window, so a captured request cannot be replayed.
+
+    Every request the parent sends is signed afresh (its own timestamp and batch id), so a
+    repeated signature is never a legitimate retry. Held in memory per process: replicas behind
+    a load balancer each keep their own.
+    """
+
+    def __init__(self, window: float = 2 * MAX_SKEW_SECONDS) -> None:
+        self._window = window
+        self._seen: dict[str, float] = {}
+        self._next_prune = 0.0
+
+    def first_time(self, signature: str, now: float | None = None) -> bool:
+        current = time.time() if now is None else now
+        if current >= self._next_prune:
+            self._seen = {sig: until for sig, until in self._seen.items() if until > current}
+            self._next_prune = current + self._window / 10
+        if signature in self._seen:
+            return False
+        self._seen[signature] = current + self._window
+        return True

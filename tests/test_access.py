@@ -134,6 +134,8 @@ def test_child_accepts_only_requests_signed_with_its_key(stack: LocalStack) -> N
     good = sign(key_id, key, "POST", BATCH_PATH, body)
 
     assert _post_child(stack, app, body, good).status_code == 200
+    replayed = _post_child(stack, app, body, good)
+    assert replayed.status_code == 409 and replayed.json()["code"] == "replayed"
     refused = {
         "unsigned": _post_child(stack, app, body, {}),
         "wrong key": _post_child(stack, app, body,
