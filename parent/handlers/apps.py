@@ -60,6 +60,10 @@ def _app_json(row: asyncpg.Record, recent: dict[str, int]) -> dict[str, Any]:
     }
 
 
+async def _one_app_json(pool: asyncpg.Pool, row: asyncpg.Record) -> dict[str, Any]:
+    return _app_json(row, (await _recent_outcomes(pool, [row["id"]]))[row["id"]])
+
+
 def _app_name(request: web.Request) -> str:
     name = request.match_info["app"]
     if not re.match(NAME_PATTERN, name):
@@ -87,21 +91,21 @@ async def put_app(request: web.Request) -> web.Response:
         if existing is None:
             assert key_id is not None and key is not None
             row = await conn.fetchrow(
-                "INSERT INTO apps (hub_id, name, child_url, signing_key_id, signing_key_enc)"
-                f" VALUES ($1, $2, $3, $4, $5) RETURNING {_APP_COLUMNS.replace('a.', '')}",
+                "INSERT INTO apps AS a (hub_id, name, child_url, signing_key_id, signing_key_enc)"
+                f" VALUES ($1, $2, $3, $4, $5) RETURNING {_APP_COLUMNS}",
                 access.hub_id, name, body.childUrl, key_id, secretbox.encrypt(master_key, key))
             status = 201
         else:
             row = await conn.fetchrow(
-                "UPDATE apps SET child_url = $2,"
+                "UPDATE apps a SET child_url = $2,"
                 " signing_key_id = coalesce($3, signing_key_id),"
                 " signing_key_enc = coalesce($4, signing_key_enc), updated_at = now()"
-                f" WHERE id = $1 RETURNING {_APP_COLUMNS.replace('a.', '')}",
+                f" WHERE id = $1 RETURNING {_APP_COLUMNS}",
                 existing["id"], body.childUrl, key_id,
                 secretbox.encrypt(master_key, key) if key is not None else None)
             status = 200
     assert row is not None
-    doc = _app_json(row, (await _recent_outcomes(pool, [row["id"]]))[row["id"]])
+    doc = await _one_app_json(pool, row)
     if shown_key is not None:
         doc["signingKey"] = shown_key  # shown once: configure the child with it
     return web.json_response(doc, status=status)
@@ -115,7 +119,7 @@ async def get_app(request: web.Request) -> web.Response:
         access.hub_id, _app_name(request))
     if row is None:
         raise NotFound(f"app {request.match_info['app']!r} does not exist", field="app")
-    return web.json_response(_app_json(row, (await _recent_outcomes(pool, [row["id"]]))[row["id"]]))
+    return web.json_response(await _one_app_json(pool, row))
 
 
 async def list_apps(request: web.Request) -> web.Response:
@@ -139,7 +143,7 @@ async def resume_app(request: web.Request) -> web.Response:
         if row is None:
             raise NotFound(f"app {request.match_info['app']!r} does not exist", field="app")
         await conn.execute(f"NOTIFY {WAKE_CHANNEL}")
-    return web.json_response(_app_json(row, (await _recent_outcomes(pool, [row["id"]]))[row["id"]]))
+    return web.json_response(await _one_app_json(pool, row))
 
 
 def add_routes(app: web.Application) -> None:
