@@ -26,6 +26,9 @@ from parent.dispatch.queue import DispatchQueue, LeaseLost, Work
 log = structlog.get_logger("tocsin.dispatch")
 
 WAKE_CHANNEL = "tocsin_dispatch"
+#: per-minute app outcome counts kept for health (the API shows the last hour)
+OUTCOME_HISTORY = "1 day"
+MAINTENANCE_SECONDS = 600.0
 
 
 class Dispatcher:
@@ -50,7 +53,10 @@ class Dispatcher:
             task = asyncio.create_task(self._run(wake), name=f"dispatch-{n}")
             task.add_done_callback(self._on_worker_exit)
             self._tasks.append(task)
-        log.info("dispatch started", workers=len(self._tasks))
+        maintenance = asyncio.create_task(self._maintain(), name="dispatch-maintenance")
+        maintenance.add_done_callback(self._on_worker_exit)
+        self._tasks.append(maintenance)
+        log.info("dispatch started", workers=self._settings.dispatch_workers)
 
     async def stop(self) -> None:
         """Shutdown, in order: stop claiming, let in-flight slices finish, close connections."""
@@ -94,6 +100,17 @@ class Dispatcher:
             if not worked:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(wake.wait(), self._settings.idle_poll_seconds)
+
+    async def _maintain(self) -> None:
+        """Prune old health counts now and then; several parents doing it at once is harmless."""
+        while not self._stopping.is_set():
+            try:
+                await self._pool.execute(
+                    f"DELETE FROM app_outcomes WHERE minute < now() - interval '{OUTCOME_HISTORY}'")
+            except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError) as exc:
+                log.warning("maintenance skipped", error=exc.__class__.__name__)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), MAINTENANCE_SECONDS)
 
     async def _step(self) -> bool:
         """Do one slice of work; False when nothing was due."""
