@@ -118,6 +118,12 @@ def _record(request: web.Request, channel: Channel | None, token_identity: str |
     })
 
 
+def _injected(request: web.Request, status: int, headers: dict[str, str]) -> web.Response:
+    """An answer a test asked for: WNS's usual headers, overridden by the ones given."""
+    return web.Response(status=status, headers={
+        **_wns_headers(request, headers.get("X-WNS-Status")), **headers})
+
+
 def _invalid_optional_header(request: web.Request) -> str | None:
     for name, check in OPTIONAL_HEADERS.items():
         value = request.headers.get(name)
@@ -141,14 +147,9 @@ def _answer(request: web.Request, channel: Channel | None, identity: str | None,
     if identity != channel.identity:
         return _error(request, 403, "Channel URL incompatible with caller app", "dropped")
     if scripted is not None:
-        if scripted.reset:
-            return None
-        headers = {**_wns_headers(request, scripted.headers.get("X-WNS-Status")),
-                   **scripted.headers}
-        return web.Response(status=scripted.status, headers=headers)
+        return None if scripted.reset else _injected(request, scripted.status, scripted.headers)
     if (fault := state.random_fault()) is not None:
-        return web.Response(status=fault.status, headers={
-            **_wns_headers(request, fault.headers.get("X-WNS-Status")), **fault.headers})
+        return _injected(request, fault.status, fault.headers)
     channel_state = state.channel_state(channel)
     if channel_state == "invalid":
         return _error(request, 404, "The channel URI is not valid")

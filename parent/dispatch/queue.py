@@ -184,13 +184,13 @@ class DispatchQueue:
                 tally.last.append((target.installation_pk, outcome.value,
                                    result.wns.model_dump_json(exclude_none=True)))
             count = RETRYABLE.get(outcome)
-            delay = retry_delay(target.attempt, s.retry_base_seconds, s.retry_max_seconds,
-                                result.retry_after if result else None)
-            if count is not None and target.attempt < s.max_attempts and delay < work.seconds_left:
-                tally.retries.append((target.installation_pk, target.attempt + 1, count, delay))
-                tally.counts[count] += 1
-                continue
             if count is not None:
+                delay = retry_delay(target.attempt, s.retry_base_seconds, s.retry_max_seconds,
+                                    result.retry_after if result else None)
+                if target.attempt < s.max_attempts and delay < work.seconds_left:
+                    tally.retries.append((target.installation_pk, target.attempt + 1, count, delay))
+                    tally.counts[count] += 1
+                    continue
                 count = "failed"
             else:
                 count = outcome.value

@@ -21,8 +21,9 @@ from parent.models import INSTALLATION_ID, InstallationIn
 
 NEVER_EXPIRES = "9999-12-31T23:59:59.9999999Z"
 
-_RETURNING = (
-    "RETURNING installation_id, push_channel, push_channel_expired, tags, user_id, updated_at,"
+#: what an installation's JSON is made of, for the upsert's RETURNING and the GET alike
+_COLUMNS = (
+    "installation_id, push_channel, push_channel_expired, tags, user_id, updated_at,"
     " retired_at, retired_reason, last_outcome, last_outcome_at, last_wns,"
     " (SELECT name FROM apps WHERE id = app_id) AS app"
 )
@@ -78,8 +79,7 @@ async def put_installation(request: web.Request) -> web.Response:
             "  tags = EXCLUDED.tags, user_id = EXCLUDED.user_id,"
             "  push_channel_expired = false, retired_at = NULL, retired_reason = NULL,"
             "  revision = installations.revision + 1, updated_at = now()"
-            " WHERE $7::bigint IS NULL OR installations.app_id = $7 "
-            + _RETURNING,
+            f" WHERE $7::bigint IS NULL OR installations.app_id = $7 RETURNING {_COLUMNS}",
             access.hub_id, app_id, body.installationId, body.pushChannel,
             sorted(set(body.tags)), body.userId, access.app_id)
     if row is None:
@@ -98,12 +98,8 @@ async def get_installation(request: web.Request) -> web.Response:
     access = await authorize(request, Right.listen)
     installation_id = _installation_id(request)
     row = await request.app[POOL].fetchrow(
-        "SELECT i.installation_id, i.push_channel, i.push_channel_expired, i.tags, i.user_id,"
-        " i.updated_at, i.retired_at, i.retired_reason, i.last_outcome, i.last_outcome_at,"
-        " i.last_wns, a.name AS app"
-        " FROM installations i JOIN apps a ON a.id = i.app_id"
-        " WHERE i.hub_id = $1 AND i.installation_id = $2"
-        " AND ($3::bigint IS NULL OR i.app_id = $3)",
+        f"SELECT {_COLUMNS} FROM installations"
+        " WHERE hub_id = $1 AND installation_id = $2 AND ($3::bigint IS NULL OR app_id = $3)",
         access.hub_id, installation_id, access.app_id)
     if row is None:
         raise NotFound("installation not found", field="installationId")
